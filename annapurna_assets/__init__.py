@@ -1,0 +1,1 @@
+"""Annapurna's Dagster asset graph: papers -> judgments -> generated_code -> test_results."""

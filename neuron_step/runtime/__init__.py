@@ -1,0 +1,1 @@
+"""Runtime helpers shipped beside every generated program; standalone modules (stdlib, numpy, torch)."""
