@@ -76,11 +76,26 @@ def extract_text(data: bytes, max_pages: int = 30, max_chars: int = 200_000, tim
 _HEADING = re.compile(r"^\s*(?:\d+\.?\s+|[IVX]+\.\s+)?(introduction|keywords|index terms|1\s+introduction)\b", re.I)
 
 
+_NOT_TITLE = re.compile(
+    r"proceedings of|pages \d|©|\(c\)|association for|conference on|workshop|arxiv|preprint|published as|"
+    r"under review|copyright|^\d+$",
+    re.I,
+)
+_CONTINUES = re.compile(r"\b(of|for|and|in|on|with|to|the|a|an|via|from|by)$|[:\-–]$", re.I)
+
+
 def title_and_abstract_from_text(text: str) -> tuple[str, str]:
-    """Best effort: the title is the first substantial line, the abstract the paragraph after an
-    'Abstract' heading up to the next section heading. Either may come back empty."""
+    """Best effort: the title is the first substantial line that is not a running header (joined
+    with the next when it visibly continues), the abstract the paragraph after an 'Abstract'
+    heading up to the next section heading. Either may come back empty."""
     lines = [ln.strip() for ln in text.splitlines()]
-    title = next((ln for ln in lines if len(ln) >= 8 and not ln.lower().startswith(("arxiv", "preprint"))), "")
+    title = ""
+    for i, ln in enumerate(lines):
+        if len(ln) >= 8 and not _NOT_TITLE.search(ln) and ln.lower() != "abstract":
+            title = ln
+            if _CONTINUES.search(ln) and i + 1 < len(lines) and lines[i + 1]:
+                title = f"{ln} {lines[i + 1]}"
+            break
     abstract_lines: list[str] = []
     inside = False
     for ln in lines:
@@ -94,5 +109,7 @@ def title_and_abstract_from_text(text: str) -> tuple[str, str]:
         if _HEADING.match(ln):
             break
         abstract_lines.append(ln)
-    abstract = re.sub(r"\s+", " ", " ".join(abstract_lines)).strip()
+    # Undo end-of-line hyphenation ("cor-\npus") before joining the lines.
+    joined = re.sub(r"(\w)-\n(\w)", r"\1\2", "\n".join(abstract_lines))
+    abstract = re.sub(r"\s+", " ", joined).strip()
     return title[:500], abstract[:5000]

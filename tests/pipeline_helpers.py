@@ -20,7 +20,7 @@ from neuron_step.pipes_client import NeuronPipesClient
 
 
 def make_resources(root: Path, llm: LLM | None = None, sources: PaperSource | None = None,
-                   time_budget_s: float = 4.0) -> dict[str, Any]:
+                   time_budget_s: float = 6.0) -> dict[str, Any]:
     store = LocalObjectStore(root=str(root / "objects"))
     return {
         "store": store,
