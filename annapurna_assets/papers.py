@@ -33,6 +33,9 @@ class PapersConfig(dg.Config):
     search_term: str | None = None
     max_papers: int | None = None
     offset: int = 0
+    # Fetch only papers published after the newest one already indexed for this partition
+    # (arXiv's daily schedule uses it; venues list a whole year at once).
+    incremental: bool = False
     max_pdf_mb: int = MAX_PDF_BYTES // 1024**2
     max_pages: int = 30
     max_chars: int = 200_000
@@ -51,6 +54,11 @@ def content_hash(title: str, abstract: str, text: str) -> str:
 def metadata_json(paper: SourcePaper) -> bytes:
     # Deterministic bytes, so writing the same metadata again is recognised as the same object.
     return json.dumps(asdict(paper), sort_keys=True, ensure_ascii=False, indent=1).encode("utf-8")
+
+
+def newest_published(index: PaperIndex, venue: str, year: int) -> str | None:
+    dates = [d["published"] for d in index.iter_docs(venue, year) if d.get("published") and d.get("source") != "upload"]
+    return max(dates) if dates else None
 
 
 def discover_uploads(store: ObjectStore, venue: str, year: int, known: set[str]) -> list[SourcePaper]:
@@ -82,16 +90,22 @@ class PaperIngester:
                  log: Any | None = None) -> None:
         self.source, self.store, self.index, self.config, self.log = source, store, index, config, log
 
+    @staticmethod
+    def empty_row(venue: str, year: int) -> dict[str, Any]:
+        return {
+            "paper_id": None, "venue": venue, "year": year, "title": "", "authors": [], "abstract": "",
+            "published": None, "url": None, "pdf_url": None, "arxiv_id": None, "decision": None, "source": None,
+            "pdf_key": None, "text_key": None, "pages": None, "text_chars": 0, "content_hash": None,
+            "dedup_key": None, "aliases": [], "status": "ok", "error": None, "duplicate_of": None,
+            "downloaded": False, "extracted": False,
+        }
+
     def ingest(self, paper: SourcePaper) -> dict[str, Any]:
         venue, year = paper.venue, paper.year
-        row: dict[str, Any] = {
-            "paper_id": paper.paper_id, "venue": venue, "year": year, "title": paper.title,
-            "authors": list(paper.authors), "abstract": paper.abstract, "published": paper.published,
-            "url": paper.url, "pdf_url": paper.pdf_url, "arxiv_id": paper.arxiv_id, "decision": paper.decision,
-            "source": paper.source, "pdf_key": None, "text_key": None, "pages": None, "text_chars": 0,
-            "content_hash": None, "dedup_key": None, "aliases": [], "status": "ok", "error": None,
-            "duplicate_of": None, "downloaded": False, "extracted": False,
-        }
+        row = self.empty_row(venue, year)
+        row.update(paper_id=paper.paper_id, title=paper.title, authors=list(paper.authors), abstract=paper.abstract,
+                   published=paper.published, url=paper.url, pdf_url=paper.pdf_url, arxiv_id=paper.arxiv_id,
+                   decision=paper.decision, source=paper.source)
         pdf_key = raw_key(venue, year, paper.paper_id, "pdf")
         text_key = raw_key(venue, year, paper.paper_id, "txt")
         if paper.source != "upload":
@@ -202,11 +216,20 @@ def papers(context: dg.AssetExecutionContext, config: PapersConfig, sources: Pap
            index: PaperIndex) -> pd.DataFrame:
     venue, year = venue_year(context)
     start = time.monotonic()
-    options = FetchOptions(search_term=config.search_term, max_papers=config.max_papers, offset=config.offset)
+    since = newest_published(index, venue, year) if config.incremental else None
+    options = FetchOptions(search_term=config.search_term, max_papers=config.max_papers, offset=config.offset,
+                           since=since)
+    found: list[SourcePaper] = []
+    listing_error = None
     try:
-        found = list(sources.fetch_papers(venue, year, options))
+        for paper in sources.fetch_papers(venue, year, options):
+            found.append(paper)
     except Exception as e:
-        raise dg.Failure(f"listing {venue} {year} failed: {type(e).__name__}: {e}") from e
+        # Keep what was listed before the failure; the run says what went wrong.
+        listing_error = f"listing stopped after {len(found)} papers: {type(e).__name__}: {e}"
+        context.log.error(f"{venue} {year}: {listing_error}")
+        if not found:
+            raise dg.Failure(f"listing {venue} {year} failed: {type(e).__name__}: {e}") from e
     found += discover_uploads(store, venue, year, {p.paper_id for p in found})
     context.log.info(f"{venue} {year}: {len(found)} papers listed in {time.monotonic() - start:.1f}s")
     ingester = PaperIngester(sources, store, index, config, context.log)
@@ -215,10 +238,18 @@ def papers(context: dg.AssetExecutionContext, config: PapersConfig, sources: Pap
         rows.append(ingester.ingest(paper))
         if i % 10 == 0 or i == len(found):
             context.log.info(f"{i}/{len(found)} papers stored")
+    if config.incremental:
+        # The partition's output holds all its papers, not only this run's new ones.
+        seen = {r["paper_id"] for r in rows}
+        columns = list(PaperIngester.empty_row(venue, year))
+        rows += [{**{c: d.get(c) for c in columns}, "downloaded": False, "extracted": False}
+                 for d in index.iter_docs(venue, year) if d["paper_id"] not in seen]
     df = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["paper_id", "status"])
     by_status = df["status"].value_counts().to_dict() if len(df) else {}
     context.add_output_metadata({
         "papers": len(df),
+        "listing_error": listing_error or "",
+        "since": since or "",
         "new_pdfs": int(df["downloaded"].sum()) if len(df) else 0,
         "new_texts": int(df["extracted"].sum()) if len(df) else 0,
         "by_status": dg.MetadataValue.json(by_status),

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from annapurna_resources.settings import CODE_BUCKET, RAW_PAPERS_BUCKET, RESULTS_BUCKET
+from annapurna_resources.sources.demo import DemoSource
 from tests.pipeline_helpers import make_resources, materialization_metadata, materialize_partition
 
 
@@ -104,3 +105,42 @@ def test_ui_instance_records_the_run(resources: dict) -> None:
         assert result.success
         mats = instance.fetch_materializations(dg.AssetKey("test_results"), limit=5).records
         assert mats and mats[0].partition_key == "neurips|2022"
+
+
+class _FlakySource(DemoSource):
+    """The demo corpus, but the listing breaks after the first paper, and remembers what it was asked."""
+
+    def fetch_papers(self, venue, year, options):  # type: ignore[no-untyped-def]
+        _FlakySource.asked.append(options)
+        for i, paper in enumerate(super().fetch_papers(venue, year, options)):
+            if i == 1 and _FlakySource.fail:
+                raise ConnectionError("503 from the source")
+            yield paper
+
+
+_FlakySource.asked = []
+_FlakySource.fail = True
+
+
+def test_listing_that_fails_halfway_keeps_what_it_got(tmp_path: Path) -> None:
+    from annapurna_assets.papers import papers
+
+    resources = make_resources(tmp_path, sources=_FlakySource())
+    result = materialize_partition(resources, "iclr", 2015, assets=[papers])
+    assert result.success
+    assert [d["paper_id"] for d in resources["index"].iter_docs("iclr", 2015)] == ["iclr2015-1412.6980"]
+    meta = materialization_metadata(result, "papers")
+    assert "503 from the source" in meta["listing_error"]
+
+
+def test_incremental_run_asks_only_for_newer_papers_and_keeps_the_whole_partition(tmp_path: Path) -> None:
+    from annapurna_assets.papers import papers
+
+    _FlakySource.fail, _FlakySource.asked = False, []
+    resources = make_resources(tmp_path, sources=_FlakySource())
+    assert materialize_partition(resources, "iclr", 2015, assets=[papers]).success
+    result = dg.materialize([papers], partition_key="iclr|2015", resources=resources,
+                           run_config={"ops": {"papers": {"config": {"incremental": True}}}})
+    assert result.success
+    assert _FlakySource.asked[0].since is None and _FlakySource.asked[1].since == "2014-12-22"
+    assert len(result.output_for_node("papers")) == 3

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS papers (
 CREATE INDEX IF NOT EXISTS papers_partition ON papers (venue, year);
 CREATE INDEX IF NOT EXISTS papers_dedup ON papers (dedup_key);
 CREATE INDEX IF NOT EXISTS papers_published ON papers (published);
-CREATE VIRTUAL TABLE IF NOT EXISTS papers_fts USING fts5 (paper_id UNINDEXED, title, abstract, authors);
+-- FTS rows share the rowid of their paper, so updating one is a lookup, not a scan.
+CREATE VIRTUAL TABLE IF NOT EXISTS papers_fts USING fts5 (title, abstract, authors);
 """
 
 _COLUMNS = ("venue", "year", "title", "published", "dedup_key", "status", "judge_status", "accepted",
@@ -81,16 +82,20 @@ class SqliteIndex(PaperIndex):
                 doc = {**old, **new}
                 values = [doc.get(c) for c in _COLUMNS]
                 values[_COLUMNS.index("accepted")] = int(bool(doc.get("accepted"))) if "accepted" in doc else None
-                db.execute(
-                    f"INSERT OR REPLACE INTO papers (paper_id, {', '.join(_COLUMNS)}, doc, updated_at) "
-                    f"VALUES (?, {', '.join('?' * len(_COLUMNS))}, ?, ?)",
+                # An upsert, not INSERT OR REPLACE: the row keeps its rowid, which its FTS row shares.
+                rowid = db.execute(
+                    f"INSERT INTO papers (paper_id, {', '.join(_COLUMNS)}, doc, updated_at) "
+                    f"VALUES (?, {', '.join('?' * len(_COLUMNS))}, ?, ?) "
+                    f"ON CONFLICT (paper_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS)}, "
+                    "doc = excluded.doc, updated_at = excluded.updated_at RETURNING rowid",
                     (pid, *values, json.dumps(doc, default=str), now),
-                )
+                ).fetchone()[0]
                 if not row or any(old.get(f) != doc.get(f) for f in _FTS_FIELDS):
-                    db.execute("DELETE FROM papers_fts WHERE paper_id = ?", (pid,))
+                    if row:
+                        db.execute("DELETE FROM papers_fts WHERE rowid = ?", (rowid,))
                     db.execute(
-                        "INSERT INTO papers_fts (paper_id, title, abstract, authors) VALUES (?, ?, ?, ?)",
-                        (pid, doc.get("title") or "", doc.get("abstract") or "", " ".join(doc.get("authors") or [])),
+                        "INSERT INTO papers_fts (rowid, title, abstract, authors) VALUES (?, ?, ?, ?)",
+                        (rowid, doc.get("title") or "", doc.get("abstract") or "", " ".join(doc.get("authors") or [])),
                     )
 
     def _docs(self, sql: str, params: Iterable[Any] = ()) -> list[PaperDoc]:
@@ -121,7 +126,7 @@ class SqliteIndex(PaperIndex):
         if not match:
             return []
         sql = (
-            "SELECT p.doc FROM papers_fts f JOIN papers p ON p.paper_id = f.paper_id "
+            "SELECT p.doc FROM papers_fts f JOIN papers p ON p.rowid = f.rowid "
             f"WHERE papers_fts MATCH ? {extra_where} ORDER BY bm25(papers_fts) LIMIT ?"
         )
         return self._docs(sql, [match, *params, limit])
