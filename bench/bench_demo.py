@@ -38,8 +38,7 @@ def main() -> int:
     annapurna = str(Path(sys.executable).parent / "annapurna")
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "ANNAPURNA_HOME": tmp, "DAGSTER_HOME": f"{tmp}/dagster", "ANNAPURNA_SOURCES": "demo",
-               "ANNAPURNA_PROFILE": "local"}
-        env.pop("ANNAPURNA_LLM", None)
+               "ANNAPURNA_PROFILE": "local", "ANNAPURNA_LLM": os.environ.get("ANNAPURNA_LLM", "offline")}
         t0 = time.monotonic()
         subprocess.run([annapurna, "demo", "--time-budget", args.time_budget], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

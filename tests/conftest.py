@@ -25,3 +25,10 @@ def annapurna_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     (home / "dagster").mkdir(parents=True)
     return home
+
+
+@pytest.fixture(autouse=True)
+def offline_llm_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches a real LLM because of a key in the developer's shell; tests of the Claude
+    backends set ANNAPURNA_LLM and their own local server explicitly."""
+    monkeypatch.setenv("ANNAPURNA_LLM", "offline")

@@ -19,8 +19,7 @@ ANNAPURNA = str(Path(sys.executable).parent / "annapurna")
 
 def cli(home: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "ANNAPURNA_HOME": str(home), "ANNAPURNA_PROFILE": "local", "ANNAPURNA_SOURCES": "demo",
-           "DAGSTER_HOME": str(home / "dagster"), "ANNAPURNA_TIME_BUDGET_S": "6"}
-    env.pop("ANNAPURNA_LLM", None)
+           "DAGSTER_HOME": str(home / "dagster"), "ANNAPURNA_TIME_BUDGET_S": "6", "ANNAPURNA_LLM": "offline"}
     return subprocess.run([ANNAPURNA, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 

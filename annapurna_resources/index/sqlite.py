@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from annapurna_resources.index import PaperDoc, PaperIndex, stage_counts
+from annapurna_resources.index import STAGE_KEYS, PaperDoc, PaperIndex
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS papers (
@@ -45,6 +45,14 @@ _STATUS_FIELDS = ("status", "judge_status", "code_status", "test_status")
 _FTS_FIELDS = ("title", "abstract", "authors")
 
 
+# Words too common in abstracts to say anything about similarity.
+STOPWORDS = frozenset(
+    "the and for with that this from are was were which their these those its into than then over such "
+    "can has have had not but our we also both each more most other some any all one two new use used "
+    "using based show shows results paper propose proposed method methods approach model models".split()
+)
+
+
 def fts_query(text: str, operator: str = "OR", max_terms: int = 40) -> str:
     """Turn free text into a safe FTS5 query: quoted terms, so no user input is read as FTS syntax."""
     terms = [t for t in re.findall(r"[A-Za-z0-9]+", text.lower()) if len(t) > 2]
@@ -53,6 +61,13 @@ def fts_query(text: str, operator: str = "OR", max_terms: int = 40) -> str:
         if t not in seen:
             seen.append(t)
     return f" {operator} ".join(f'"{t}"' for t in seen[:max_terms])
+
+
+def distinctive_terms(text: str, max_terms: int = 12) -> str:
+    """The longest non-stopwords of a text, as an OR query: long words are the rare ones, and a
+    short query keeps bm25 ranking fast on a large index."""
+    terms = {t for t in re.findall(r"[a-z0-9]+", text.lower()) if len(t) > 3 and t not in STOPWORDS}
+    return " OR ".join(f'"{t}"' for t in sorted(terms, key=lambda t: (-len(t), t))[:max_terms])
 
 
 class SqliteIndex(PaperIndex):
@@ -132,7 +147,12 @@ class SqliteIndex(PaperIndex):
         return self._docs(sql, [match, *params, limit])
 
     def search(self, query: str, limit: int = 20) -> list[PaperDoc]:
-        return self._fts(fts_query(query), limit)
+        # Papers holding every word first (fast and precise); any word only when those are too few.
+        found = self._fts(fts_query(query, "AND"), limit)
+        if len(found) < limit:
+            have = {d["paper_id"] for d in found}
+            found += [d for d in self._fts(fts_query(query), limit) if d["paper_id"] not in have][: limit - len(found)]
+        return found
 
     def by_title(self, title: str, limit: int = 10) -> list[PaperDoc]:
         terms = fts_query(title, "AND")
@@ -168,18 +188,26 @@ class SqliteIndex(PaperIndex):
             where += " AND p.year <= ?"
             params.append(max_year)
         where += " AND COALESCE(p.status, 'ok') != 'duplicate'"
-        return self._fts(fts_query(text), limit, where, params)
+        return self._fts(distinctive_terms(text), limit, where, params)
 
     def counts(self) -> dict[str, Any]:
-        # Aggregated from the indexed columns so status stays fast on a large index.
-        per: dict[str, list[PaperDoc]] = {}
+        # Aggregated in SQL so `status` stays fast on a large index.
+        sql = """
+            SELECT venue, year, COUNT(*),
+                   SUM(COALESCE(status, 'ok') != 'ok'),
+                   SUM(judge_status = 'judged'),
+                   SUM(judge_status = 'judged' AND accepted = 1),
+                   SUM(code_status = 'generated'),
+                   SUM(test_status IS NOT NULL),
+                   SUM(test_status = 'passed')
+            FROM papers GROUP BY venue, year ORDER BY venue, year"""
+        partitions: dict[str, dict[str, int]] = {}
         with self._db() as db:
-            for venue, year, status, judge, accepted, code, test in db.execute(
-                "SELECT venue, year, status, judge_status, accepted, code_status, test_status FROM papers"
-            ):
-                per.setdefault(f"{venue}|{year}", []).append(
-                    {"status": status, "judge_status": judge, "accepted": accepted, "code_status": code,
-                     "test_status": test}
-                )
-        total = stage_counts(d for docs in per.values() for d in docs)
-        return {**total, "partitions": {k: stage_counts(v) for k, v in sorted(per.items())}}
+            for venue, year, n, errors, judged, accepted, generated, tested, passed in db.execute(sql):
+                partitions[f"{venue}|{year}"] = {
+                    "papers": n, "judged": judged or 0, "accepted": accepted or 0, "generated": generated or 0,
+                    "tested": tested or 0, "passed": passed or 0, "failed": (tested or 0) - (passed or 0),
+                    "errors": errors or 0,
+                }
+        total = {k: sum(p[k] for p in partitions.values()) for k in (*STAGE_KEYS, "errors")}
+        return {**total, "partitions": dict(sorted(partitions.items()))}
