@@ -1,6 +1,7 @@
 """The `papers` asset: fetch one venue/year's papers, store each PDF and its text once, index them."""
 
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -61,16 +62,36 @@ def newest_published(index: PaperIndex, venue: str, year: int) -> str | None:
     return max(dates) if dates else None
 
 
+def paper_from_metadata(data: bytes) -> SourcePaper | None:
+    """A SourcePaper from a metadata JSON beside a PDF (ours, or another scraper's in the same shape)."""
+    try:
+        raw = json.loads(data)
+        fields = {f.name for f in dataclasses.fields(SourcePaper)}
+        paper = SourcePaper(**{k: v for k, v in raw.items() if k in fields})
+        paper.year, paper.authors = int(paper.year), list(paper.authors or [])
+        return paper if paper.paper_id and paper.venue else None
+    except (ValueError, TypeError):
+        return None
+
+
 def discover_uploads(store: ObjectStore, venue: str, year: int, known: set[str]) -> list[SourcePaper]:
-    """PDFs dropped into the raw-papers store without metadata beside them (by a person, another
-    scraper): they enter the pipeline with title and abstract read from their own text later."""
+    """PDFs in the raw-papers store that this run's listing did not name: dropped there by a person
+    or another scraper, or stored by an earlier run. With a metadata JSON beside it a PDF keeps that
+    metadata; without, it enters as an upload whose title and abstract come from its own text."""
     prefix = f"papers/{venue}/{year}/"
     keys = set(store.list_keys(RAW_PAPERS_BUCKET, prefix))
     found = []
     for key in sorted(keys):
         stem = key[len(prefix) :].rsplit(".", 1)[0]
-        if key.endswith(".pdf") and "/" not in stem and f"{prefix}{stem}.json" not in keys and stem not in known:
-            found.append(SourcePaper(paper_id=stem, venue=venue, year=year, title="", authors=[], abstract="", source="upload"))
+        if not key.endswith(".pdf") or "/" in stem or stem in known:
+            continue
+        meta_key = f"{prefix}{stem}.json"
+        paper = paper_from_metadata(store.get(RAW_PAPERS_BUCKET, meta_key)) if meta_key in keys else None
+        if paper is not None and paper.paper_id == stem and (paper.venue, paper.year) == (venue, year):
+            found.append(paper)
+        else:
+            found.append(SourcePaper(paper_id=stem, venue=venue, year=year, title="", authors=[], abstract="",
+                                     source="upload"))
     return found
 
 

@@ -144,3 +144,20 @@ def test_incremental_run_asks_only_for_newer_papers_and_keeps_the_whole_partitio
     assert result.success
     assert _FlakySource.asked[0].since is None and _FlakySource.asked[1].since == "2014-12-22"
     assert len(result.output_for_node("papers")) == 3
+
+
+def test_pdf_with_metadata_from_another_scraper_enters_with_that_metadata(resources: dict) -> None:
+    from annapurna_assets.papers import metadata_json, papers
+    from annapurna_resources.sources import SourcePaper
+    from annapurna_resources.sources.demo import render_paper_pdf
+
+    paper = SourcePaper(paper_id="other-scraper-1", venue="mlsys", year=2019, title="Pipelined Training at Scale Made Simple",
+                        authors=["B. Author"], abstract="A training technique for pipelines of layers.", source="other")
+    store = resources["store"]
+    store.put_once(RAW_PAPERS_BUCKET, "papers/mlsys/2019/other-scraper-1.pdf", render_paper_pdf(paper))
+    store.put_once(RAW_PAPERS_BUCKET, "papers/mlsys/2019/other-scraper-1.json", metadata_json(paper))
+    result = materialize_partition(resources, "mlsys", 2019, assets=[papers])
+    assert result.success
+    doc = resources["index"].get("other-scraper-1")
+    assert doc["source"] == "other" and doc["authors"] == ["B. Author"] and doc["status"] == "ok"
+    assert "other-scraper-1" in result.output_for_node("papers")["paper_id"].tolist()
