@@ -55,6 +55,7 @@ def run_record(run: ProgramRun, artifacts: dict[str, str], key: str) -> dict[str
             "runtime": run.runtime, "slot": run.slot, "final_metrics": run.final_metrics, "error": run.error,
             "metrics_lines": len(run.metrics), "loss_fell": loss_fell(run.metrics), "artifacts": artifacts,
             "protections": run.protections, "pipes_messages": run.pipes_messages, "run_key": key,
+            "infrastructure_error": run.infrastructure_error,
             "finished_at": datetime.now(UTC).isoformat()}
 
 
@@ -81,7 +82,8 @@ def test_results(context: dg.AssetExecutionContext, config: TestResultsConfig, e
     for _, p in programs.iterrows():
         doc = docs[p["paper_id"]]
         key = run_key(p["sha256"], runtime)
-        if not config.rerun and (doc.get("test") or {}).get("run_key") == key:
+        done = doc.get("test") or {}
+        if not config.rerun and done.get("run_key") == key and not done.get("infrastructure_error"):
             continue
         jobs.append(ProgramJob(paper_id=p["paper_id"], code=store.get_text(CODE_BUCKET, p["code_key"]),
                                sha256=p["sha256"], run_name=f"{p['paper_id']}-{p['sha256'][:12]}",

@@ -35,6 +35,9 @@ class ProgramRun:
     protections: list[str] = field(default_factory=list)
     pipes_messages: int = 0
     slot: str | None = None
+    # The run never reached the program (host or transport down): not the program's fault, so the
+    # pipeline runs it again next time instead of keeping this as its result.
+    infrastructure_error: bool = False
 
     @property
     def final_metrics(self) -> dict[str, Any]:

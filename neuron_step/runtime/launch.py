@@ -37,30 +37,50 @@ def _pump_stderr(src):
         sys.stderr.buffer.flush()
 
 
+# After the program exits, how long its output may still drain: a child it left running can hold
+# the pipe open forever, and the sandbox ends such children once we are gone.
+DRAIN_AFTER_EXIT_S = 2.0
+
+
 def run(program="program.py"):
     pipes = _open_pipes()
     proc = subprocess.Popen([sys.executable, "-u", program], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     err = threading.Thread(target=_pump_stderr, args=(proc.stderr,), daemon=True)
     err.start()
-    n_metrics = 0
-    for raw in proc.stdout:
-        sys.stdout.buffer.write(raw)
-        sys.stdout.buffer.flush()
-        metrics = parse_metrics_line(raw.decode("utf-8", "replace").strip())
-        if metrics is not None and pipes is not None:
-            n_metrics += 1
-            pipes.report_custom_message({"metrics": metrics})
-            if n_metrics <= 50 or metrics.get("final"):
-                pipes.log.info(f"METRICS {json.dumps(metrics)}")
+    lock = threading.Lock()
+    state = {"metrics": 0, "closed": False}
+
+    def pump_stdout():
+        for raw in proc.stdout:
+            sys.stdout.buffer.write(raw)
+            sys.stdout.buffer.flush()
+            metrics = parse_metrics_line(raw.decode("utf-8", "replace").strip())
+            if metrics is None or pipes is None:
+                continue
+            with lock:
+                if state["closed"]:
+                    return
+                state["metrics"] += 1
+                pipes.report_custom_message({"metrics": metrics})
+                if state["metrics"] <= 50 or metrics.get("final"):
+                    pipes.log.info(f"METRICS {json.dumps(metrics)}")
+
+    out = threading.Thread(target=pump_stdout, daemon=True)
+    out.start()
     code = proc.wait()
-    err.join(timeout=5)
+    out.join(timeout=DRAIN_AFTER_EXIT_S)
+    err.join(timeout=DRAIN_AFTER_EXIT_S)
     if pipes is not None:
-        pipes.report_custom_message({"exit_code": code, "metrics_lines": n_metrics})
-        pipes.__exit__(None, None, None)
+        with lock:
+            state["closed"] = True
+            pipes.report_custom_message({"exit_code": code, "metrics_lines": state["metrics"]})
+            pipes.__exit__(None, None, None)
+    sys.stdout.flush()
     if code < 0:
         # Die of the same signal, so the executor sees how the program ended.
         os.kill(os.getpid(), -code)
-    return code
+    # os._exit: the pump threads may still block on a pipe a leftover child holds open.
+    os._exit(code)
 
 
 if __name__ == "__main__":
