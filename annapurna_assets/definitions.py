@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from annapurna_assets import schedules, sensors
+from annapurna_assets.datasets import datasets
 from annapurna_assets.generated_code import generated_code
 from annapurna_assets.judgments import judgments
 from annapurna_assets.papers import papers
@@ -19,7 +21,10 @@ pipeline_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=PIPELINE_ASSETS,
-    jobs=[pipeline_job],
+    # judgments and generated_code follow their upstream by themselves (sensors.with_automation).
+    assets=[*sensors.with_automation(PIPELINE_ASSETS), datasets],
+    jobs=[pipeline_job, *sensors.JOBS, *schedules.JOBS],
+    sensors=sensors.SENSORS,
+    schedules=schedules.SCHEDULES,
     resources=build_resources(),
 )
