@@ -9,55 +9,65 @@ from annapurna_assets.io_manager import ParquetObjectStoreIOManager
 from annapurna_resources.index import PaperIndex
 from annapurna_resources.index.sqlite import SqliteIndex
 from annapurna_resources.llm import LLM
-from annapurna_resources.llm.offline import OfflineLLM
 from annapurna_resources.object_store import ObjectStore
 from annapurna_resources.object_store.local import LocalObjectStore
-from annapurna_resources.settings import annapurna_home, profile, sources_mode
+from annapurna_resources.queue import RequestQueue
+from annapurna_resources.queue.spool import SpoolRequestQueue
+from annapurna_resources.settings import REQUEST_QUEUE, annapurna_home, profile, sources_mode
 from annapurna_resources.sources import PaperSource
 from annapurna_resources.sources.demo import DemoSource
 from neuron_step.executor import ProgramExecutor
-from neuron_step.pipes_client import NeuronPipesClient
-
-
-def _float_env(*names: str, default: float) -> float:
-    for name in names:
-        if os.environ.get(name):
-            return float(os.environ[name])
-    return default
+from neuron_step.pipes_client import executor_from_env
 
 
 def build_store() -> ObjectStore:
+    if profile() == "aws":
+        from annapurna_resources.object_store.s3 import s3_object_store_from_env
+
+        return s3_object_store_from_env()
     return LocalObjectStore(root=str(annapurna_home() / "objects"))
 
 
 def build_index() -> PaperIndex:
+    # ANNAPURNA_INDEX overrides the profile's choice (S3 with a local index, say).
+    if os.environ.get("ANNAPURNA_INDEX", "opensearch" if profile() == "aws" else "sqlite") == "opensearch":
+        from annapurna_resources.index.opensearch import opensearch_index_from_env
+
+        return opensearch_index_from_env()
     return SqliteIndex(path=str(annapurna_home() / "index.db"))
 
 
 def build_llm() -> LLM:
-    return OfflineLLM()
+    # ANNAPURNA_LLM=auto|bedrock|anthropic|offline; auto picks from the credentials and logs why.
+    from annapurna_resources.llm.choose import build_llm as choose_llm
+
+    return choose_llm()
 
 
 def build_sources() -> PaperSource:
     mode = sources_mode()
     if mode == "demo":
         return DemoSource()
-    raise ValueError("ANNAPURNA_SOURCES=live needs the live sources, which this build does not have yet")
+    from annapurna_resources.sources.live import LiveSource
+
+    return LiveSource()
 
 
 def build_executor() -> ProgramExecutor:
-    return NeuronPipesClient(
-        transport=os.environ.get("ANNAPURNA_TRANSPORT", "local"),
-        slots=int(os.environ.get("ANNAPURNA_SLOTS", "2")),
-        time_budget_s=_float_env("ANNAPURNA_TIME_BUDGET_S", default=600.0),
-        timeout_s=_float_env("TRAINIUM_TIMEOUT", "MAX_EXECUTION_TIME", default=1800.0),
-        work_root=str(annapurna_home() / "jobs"),
-    )
+    # Transport, slots, host and dataset settings from the environment: see executor_from_env.
+    return executor_from_env(annapurna_home(), aws=profile() == "aws")
+
+
+def build_queue() -> RequestQueue:
+    # ANNAPURNA_QUEUE=spool|sqs overrides the profile's choice.
+    if os.environ.get("ANNAPURNA_QUEUE", "sqs" if profile() == "aws" else "spool") == "sqs":
+        from annapurna_resources.queue.sqs import sqs_queue_from_env
+
+        return sqs_queue_from_env()
+    return SpoolRequestQueue(root=str(annapurna_home() / "queue" / REQUEST_QUEUE))
 
 
 def build_resources() -> dict[str, Any]:
-    if profile() == "aws":
-        raise ValueError("ANNAPURNA_PROFILE=aws needs the S3/OpenSearch backends, which this build does not have yet")
     store = build_store()
     return {
         "store": store,
@@ -65,5 +75,6 @@ def build_resources() -> dict[str, Any]:
         "llm": build_llm(),
         "sources": build_sources(),
         "executor": build_executor(),
+        "queue": build_queue(),
         "io_manager": ParquetObjectStoreIOManager(store=store),
     }

@@ -161,3 +161,29 @@ def test_pdf_with_metadata_from_another_scraper_enters_with_that_metadata(resour
     doc = resources["index"].get("other-scraper-1")
     assert doc["source"] == "other" and doc["authors"] == ["B. Author"] and doc["status"] == "ok"
     assert "other-scraper-1" in result.output_for_node("papers")["paper_id"].tolist()
+
+
+def test_a_run_lost_to_the_transport_is_run_again_next_time(tmp_path: Path) -> None:
+    from neuron_step.pipes_client import NeuronPipesClient
+    from neuron_step.types import ProgramRun
+
+    class HostDownOnce(NeuronPipesClient):
+        def run_programs(self, context, jobs):  # type: ignore[no-untyped-def]
+            if not HostDownOnce.failed:
+                HostDownOnce.failed = True
+                for j in jobs:
+                    yield ProgramRun(paper_id=j.paper_id, sha256=j.sha256, status="failed", exit_code=None, wall_s=0.0,
+                                     device="cpu", runtime=self.runtime, metrics=[], stdout=b"", stderr=b"",
+                                     error="ssm transport: instance unreachable", infrastructure_error=True)
+                return
+            yield from super().run_programs(context, jobs)
+
+    HostDownOnce.failed = False
+    resources = make_resources(tmp_path)
+    resources["executor"] = HostDownOnce(slots=2, time_budget_s=6, timeout_s=120, work_root=str(tmp_path / "jobs"))
+    assert materialize_partition(resources, "iclr", 2021).success
+    doc = resources["index"].get("iclr2021-2010.11929")
+    assert doc["test_status"] == "failed" and doc["test"]["infrastructure_error"]
+    again = materialize_partition(resources, "iclr", 2021)
+    assert materialization_metadata(again, "test_results")["new_runs"] >= 1
+    assert resources["index"].get("iclr2021-2010.11929")["test_status"] == "passed"

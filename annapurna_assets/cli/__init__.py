@@ -10,6 +10,11 @@ import sys
 COMMAND_MODULES = [
     "annapurna_assets.cli.demo",
     "annapurna_assets.cli.status",
+    "annapurna_assets.cli.request",
+    "annapurna_assets.cli.scrape",
+    "annapurna_assets.cli.generate",
+    "annapurna_assets.cli.download",
+    "annapurna_assets.cli.exec",
 ]
 
 
