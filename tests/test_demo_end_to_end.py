@@ -49,9 +49,10 @@ def test_demo_runs_every_partition_and_a_second_run_adds_nothing(tmp_path: Path)
     assert json.loads(cli(home, "status", "--json").stdout) == status
 
 
-def test_definitions_validate() -> None:
+def test_definitions_validate(tmp_path: Path) -> None:
     result = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
                             cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "ANNAPURNA_PROFILE": "local", "ANNAPURNA_SOURCES": "demo"})
+                            env={**os.environ, "ANNAPURNA_PROFILE": "local", "ANNAPURNA_SOURCES": "demo",
+                                 "ANNAPURNA_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "All code locations passed validation" in result.stdout + result.stderr
