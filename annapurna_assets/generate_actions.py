@@ -8,22 +8,12 @@ if the judge did not accept them: a person asked for them), and `get_paper_info`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
 from annapurna_resources.index import PaperDoc, PaperIndex
-
-GenerateAction = Literal[
-    "generate_by_id",
-    "generate_by_ids",
-    "generate_by_title",
-    "generate_by_author",
-    "generate_by_keywords",
-    "generate_recent",
-    "get_paper_info",
-]
-ACTIONS: tuple[str, ...] = GenerateAction.__args__  # type: ignore[attr-defined]
+from annapurna_resources.queue import GenerateAction  # one list of actions for messages and run config
 
 
 class GenerateRequest(BaseModel):
