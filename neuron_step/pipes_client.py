@@ -121,6 +121,21 @@ def batches(jobs: list[ProgramJob], size: int) -> Iterator[list[ProgramJob]]:
         yield jobs[start : start + size]
 
 
+def open_program_session(stack: ExitStack, context: dg.AssetExecutionContext | None, folder: Path, job: ProgramJob,
+                         env: dict[str, str], **extras: str) -> dg.PipesSession | None:
+    """One Pipes session per program, its message file in the program's own folder; the bootstrap
+    variables go into `env`. None outside Dagster (`annapurna exec`)."""
+    if context is None:
+        return None
+    session = stack.enter_context(dg.open_pipes_session(
+        context=context, context_injector=dg.PipesEnvContextInjector(),
+        message_reader=dg.PipesFileMessageReader(str(folder / PIPES_MESSAGES_FILE)),
+        extras={"paper_id": job.paper_id, "sha256": job.sha256, **extras},
+    ))
+    env.update(session.get_bootstrap_env_vars())
+    return session
+
+
 class NeuronPipesClient(ProgramExecutor):
     transport: str = "local"
     slots: int = 2
@@ -195,14 +210,7 @@ class NeuronPipesClient(ProgramExecutor):
         n_messages = 0
         try:
             with ExitStack() as stack:
-                session = None
-                if context is not None:
-                    session = stack.enter_context(dg.open_pipes_session(
-                        context=context, context_injector=dg.PipesEnvContextInjector(),
-                        message_reader=dg.PipesFileMessageReader(str(job_dir / PIPES_MESSAGES_FILE)),
-                        extras={"paper_id": job.paper_id, "sha256": job.sha256},
-                    ))
-                    env.update(session.get_bootstrap_env_vars())
+                session = open_program_session(stack, context, job_dir, job, env)
                 outcome = run_sandboxed([sys.executable, "launch.py"], job_dir, clean_env(env), self._limits(job),
                                         slot=slot, read_only=read_only)
                 messages_file = job_dir / PIPES_MESSAGES_FILE
@@ -237,14 +245,7 @@ class NeuronPipesClient(ProgramExecutor):
         outcome: Outcome
         try:
             with ExitStack() as stack:
-                session = None
-                if context is not None:
-                    session = stack.enter_context(dg.open_pipes_session(
-                        context=context, context_injector=dg.PipesEnvContextInjector(),
-                        message_reader=dg.PipesFileMessageReader(str(local_dir / PIPES_MESSAGES_FILE)),
-                        extras={"paper_id": job.paper_id, "sha256": job.sha256, "transport": transport.name},
-                    ))
-                    env.update(session.get_bootstrap_env_vars())
+                session = open_program_session(stack, context, local_dir, job, env, transport=transport.name)
                 transport_failed = False
                 bundle = Bundle(run_name=job.run_name, sha256=job.sha256, files=files, argv=["{python}", "launch.py"],
                                 env=env, timeout_s=job.timeout_s or self.timeout_s)
